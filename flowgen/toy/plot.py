@@ -22,8 +22,8 @@ def save_scatter(
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
     for ax, (title, pts, labels) in zip(axes[0], panels):
         pts = pts.detach().cpu().float()
-        colours = None if labels is None else labels.cpu().numpy()
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, c=colours, cmap="coolwarm")
+        colour = {} if labels is None else {"c": labels.cpu().numpy(), "cmap": "coolwarm"}
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, **colour)
         ax.set_xlim(-limit, limit)
         ax.set_ylim(-limit, limit)
         ax.set_aspect("equal")

@@ -1,0 +1,53 @@
+"""Shared helpers for the trainer tests: tiny recipes, a clean Accelerate state per test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowgen.train.config import parse_recipe
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def tiny_recipe(output_dir, *, train=None, model=None, task_args=None):
+    """A toy2d recipe small enough to run tens of steps per second on one CPU thread."""
+    raw = {
+        "task": "toy2d",
+        "model": {"hidden": 16, "num_blocks": 1, **(model or {})},
+        "train": {
+            "steps": 20,
+            "batch_size": 32,
+            "lr": 3e-3,
+            "warmup": 3,
+            "log_every": 1,
+            "save_every": 0,
+            "ema_decay": 0.9,
+            "output_dir": str(output_dir),
+            **(train or {}),
+        },
+        "task_args": {
+            "source": "normal",
+            "target": "8gaussians",
+            "eval_samples": 64,
+            **(task_args or {}),
+        },
+    }
+    return parse_recipe(raw, source="test recipe")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_and_one_thread():
+    """Accelerate keeps process-wide singletons; reset them so each test picks its own settings.
+
+    One intra-op thread: these tiny models are fastest that way, and on a shared 2-core machine
+    OpenMP spinning with 2 threads can make them 40x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

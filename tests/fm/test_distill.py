@@ -22,30 +22,14 @@ from flowgen.fm.distill import (
 from flowgen.fm.paths import expand_like
 from flowgen.fm.solvers import sample
 from flowgen.fm.time import custom_grid, uniform_grid
+from tests.fm.gaussian_flow import GaussianFlow
 
 MU = torch.tensor([1.5, -0.5])
 S = torch.tensor([0.5, 2.0])
 
 
-def sigma(t, s):
-    return torch.as_tensor((1 - t) ** 2 + t**2 * s**2).sqrt()
-
-
-def teacher(x, t, mu=MU, s=S):
-    t = expand_like(t, x)
-    d_sigma = (t * s**2 - (1 - t)) / sigma(t, s)
-    return mu + d_sigma / sigma(t, s) * (x - t * mu)
-
-
-def flow(x_0, t, mu=MU, s=S):
-    return t * mu + sigma(t, s) * x_0
-
-
-def rectified(x, t, mu=MU, s=S):
-    """The exact 1-rectified field of the coupling (x_0, mu + s x_0): straight lines."""
-    t = expand_like(t, x)
-    x_0 = (x - t * mu) / (1 - t + t * s)
-    return mu + (s - 1) * x_0
+FLOW = GaussianFlow(MU, S)
+teacher, flow, rectified, sigma = FLOW.velocity, FLOW.flow, FLOW.rectified, FLOW.sigma
 
 
 def noise(n: int, seed: int, *shape: int) -> torch.Tensor:
@@ -94,9 +78,9 @@ def test_states_are_the_teacher_trajectory_and_default_is_one_step():
 def test_adaptive_teacher_and_any_state_shape_with_a_conditional_closure():
     x_0 = noise(8, 2, 2, 3)  # (B, 2, 3)
     mu = torch.linspace(-1, 1, 8).reshape(8, 1, 1)  # a per-sample "condition"
-    field = lambda x, t: teacher(x, t, mu=mu, s=1.5)  # noqa: E731
+    conditional = GaussianFlow(mu, 1.5)
     pairs = generate_pairs(
-        field,
+        conditional.velocity,
         x_0,
         time_grid=uniform_grid(1),
         method="dopri5",
@@ -105,10 +89,9 @@ def test_adaptive_teacher_and_any_state_shape_with_a_conditional_closure():
         atol=1e-7,
     )
     assert pairs.states.shape == (3, 8, 2, 3)
-    torch.testing.assert_close(pairs.states[1], flow(x_0, 0.5, mu=mu, s=1.5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pairs.states[1], conditional.flow(x_0, 0.5), atol=1e-5, rtol=0)
     torch.testing.assert_close(pairs.x_1, mu + 1.5 * x_0, atol=1e-5, rtol=0)
-    exact = lambda x, t: rectified(x, t, mu=mu, s=1.5)  # noqa: E731
-    assert reflow_loss(exact, pairs.x_0, pairs.x_1, torch.rand(8)) < 1e-8
+    assert reflow_loss(conditional.rectified, pairs.x_0, pairs.x_1, torch.rand(8)) < 1e-8
 
 
 def test_distillation_loss_is_zero_for_the_exact_secant_student():
@@ -119,7 +102,7 @@ def test_distillation_loss_is_zero_for_the_exact_secant_student():
     def secant(x, t):  # the exact Euler-step velocity x_{t_k} -> x_{t_k + 1/2}
         t = expand_like(t, x)
         t_next = t + 0.5
-        return (t_next * MU + sigma(t_next, S) / sigma(t, S) * (x - t * MU) - x) / 0.5
+        return (t_next * MU + sigma(t_next) / sigma(t) * (x - t * MU) - x) / 0.5
 
     assert distillation_loss(secant, pairs) < 1e-8
     assert distillation_loss(teacher, pairs) > 1e-2  # Euler on the curved teacher is off
@@ -176,7 +159,7 @@ def test_straightness_matches_closed_form_and_vanishes_for_the_rectified_flow():
     # int_0^1 (s - 1 - sigma_t')^2 dt per dim, times x_0^2 (the deviation is (s - 1 - sigma_t') x_0)
     t = torch.linspace(0, 1, 20001, dtype=torch.float64)[:, None]
     s = S.double()
-    d_sigma = (t * s**2 - (1 - t)) / sigma(t, s)
+    d_sigma = (t * s**2 - (1 - t)) / sigma(t)
     c = torch.trapezoid((s - 1 - d_sigma) ** 2, t[:, 0], dim=0).float()
     expected = (x_0**2 * c).sum(1)
     torch.testing.assert_close(

@@ -21,36 +21,17 @@ from flowgen.fm.likelihood import (
     log_likelihood,
     standard_normal_log_prob,
 )
+from tests.fm.gaussian_flow import GaussianFlow
 
-MU = torch.tensor([1.5, -0.5])
-S = torch.tensor([0.5, 2.0])
-ANGLE = 0.6
-R = torch.tensor([[math.cos(ANGLE), -math.sin(ANGLE)], [math.sin(ANGLE), math.cos(ANGLE)]])
-
-
-def gaussian_velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(t, dtype=x.dtype).reshape(-1, 1)  # () or (B,) -> broadcast over (B, 2)
-    mu, s, rot = MU.to(x.dtype), S.to(x.dtype), R.to(x.dtype)
-    sigma = ((1 - t) ** 2 + t**2 * s**2).sqrt()
-    d_sigma = (t * s**2 - (1 - t)) / sigma
-    y = (x - t * mu) @ rot  # R^T (x - t mu), row vectors
-    return mu + (d_sigma / sigma * y) @ rot.T
-
-
-def analytic_log_p1(x_1: torch.Tensor) -> torch.Tensor:
-    y = (x_1 - MU.to(x_1.dtype)) @ R.to(x_1.dtype)
-    s = S.to(x_1.dtype)
-    return (-0.5 * (y / s) ** 2 - s.log() - 0.5 * math.log(2 * math.pi)).sum(1)
-
-
-def analytic_x_0(x_1: torch.Tensor) -> torch.Tensor:
-    return ((x_1 - MU.to(x_1.dtype)) @ R.to(x_1.dtype) / S.to(x_1.dtype)) @ R.T.to(x_1.dtype)
+FLOW = GaussianFlow([1.5, -0.5], [0.5, 2.0], angle=0.6)
+gaussian_velocity = FLOW.velocity
+analytic_log_p1 = FLOW.log_prob_1
+analytic_x_0 = FLOW.inverse
 
 
 @pytest.fixture
 def x_1() -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    return MU + (torch.randn(64, 2, generator=g) * S) @ R.T
+    return FLOW.sample_1(64, torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -21,3 +21,11 @@ class ConfigError(FlowgenError):
 
 class IntegrationError(FlowgenError, FloatingPointError):
     """An ODE integration produced non-finite values."""
+
+
+class AudioError(FlowgenError):
+    """An audio file or signal is unusable (empty, truncated, not audio, non-finite, too long)."""
+
+
+class DataError(FlowgenError):
+    """A dataset folder, manifest or data file is missing or malformed."""

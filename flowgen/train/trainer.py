@@ -198,45 +198,57 @@ class Trainer:
         rank, world, accum = acc.process_index, acc.num_processes, cfg.grad_accum
         loss_value, saved = None, None
         model.train()
-        for step in range(start, stop):
-            # 1. The global batch is a pure function of (seed, step); this process takes its rows.
-            batch = task.make_batch(step, batch_generator(cfg.seed, step), cfg.batch_size)
-            local = rank_slice(batch, rank, world)  # B / P rows
-            torch.manual_seed(derive_seed(cfg.seed, "step", step, "rank", rank))  # dropout & co.
+        interrupt = _StopRequest(enabled=acc.num_processes == 1)
+        with interrupt:
+            for step in range(start, stop):
+                # 1. The global batch is a pure function of (seed, step); this process takes its rows.
+                batch = task.make_batch(step, batch_generator(cfg.seed, step), cfg.batch_size)
+                local = rank_slice(batch, rank, world)  # B / P rows
+                # Randomness inside the model (dropout & co.) is seeded per step and rank too.
+                torch.manual_seed(derive_seed(cfg.seed, "step", step, "rank", rank))
 
-            # 2. Forward/backward per micro-batch: accelerate scales each loss by 1 / accum and
-            #    all-reduces (averages) gradients over processes only on the last micro-batch.
-            loss_sum = torch.zeros((), device=acc.device)
-            for micro in micro_batches(local, accum):  # accum x (B / (P accum)) rows
-                with acc.accumulate(model):
-                    loss = task.loss(model, to_device(micro, acc.device))
-                    acc.backward(loss)
-                loss_sum += loss.detach().float()
+                # 2. Forward/backward per micro-batch: accelerate scales each loss by 1 / accum and
+                #    all-reduces (averages) gradients over processes only on the last micro-batch.
+                loss_sum = torch.zeros((), device=acc.device)
+                for micro in micro_batches(local, accum):  # accum x (B / (P accum)) rows
+                    with acc.accumulate(model):
+                        loss = task.loss(model, to_device(micro, acc.device))
+                        acc.backward(loss)
+                    loss_sum += loss.detach().float()
 
-            # 3. One optimizer step on the global-batch gradient, then the EMA.
-            lr = scheduler.get_last_lr()[0]
-            max_norm = cfg.clip if cfg.clip > 0 else math.inf  # inf: only measure the norm
-            grad_norm = acc.clip_grad_norm_(model.parameters(), max_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.update(acc.unwrap_model(model))
+                # 3. One optimizer step on the global-batch gradient, then the EMA.
+                lr = scheduler.get_last_lr()[0]
+                max_norm = cfg.clip if cfg.clip > 0 else math.inf  # inf: only measure the norm
+                grad_norm = acc.clip_grad_norm_(model.parameters(), max_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                ema.update(acc.unwrap_model(model))
 
-            # 4. Bookkeeping on the completed step: logs, evaluation, samples, checkpoints.
-            done = step + 1
-            loss_value = acc.reduce(loss_sum / accum, reduction="mean").item()  # global mean
-            parts.window.add(loss_value, float(grad_norm))
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                log.scalars(done, {**parts.window.means(), "train/lr": lr})
-                bar.set_postfix(loss=f"{parts.window.means()['train/loss']:.4g}", lr=f"{lr:.3g}")
-                parts.window = _Window()
-            if cfg.eval_every and _due(done, cfg.eval_every, cfg.steps):
-                self._evaluate(ema, log, bar, done)
-            if cfg.sample_every and _due(done, cfg.sample_every, cfg.steps):
-                self._sample(ema, done)
-            if _due(done, cfg.save_every, stop):
-                saved = self._save(done, parts)
-            bar.update(1)
+                # 4. Bookkeeping on the completed step: logs, evaluation, samples, checkpoints.
+                done = step + 1
+                loss_value = acc.reduce(loss_sum / accum, reduction="mean").item()  # global mean
+                parts.window.add(loss_value, float(grad_norm))
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    log.scalars(done, {**parts.window.means(), "train/lr": lr})
+                    bar.set_postfix(
+                        loss=f"{parts.window.means()['train/loss']:.4g}", lr=f"{lr:.3g}"
+                    )
+                    parts.window = _Window()
+                if cfg.eval_every and _due(done, cfg.eval_every, cfg.steps):
+                    self._evaluate(ema, log, bar, done)
+                if cfg.sample_every and _due(done, cfg.sample_every, cfg.steps):
+                    self._sample(ema, done)
+                if _due(done, cfg.save_every, stop) or interrupt.requested:
+                    saved = self._save(done, parts)
+                bar.update(1)
+                if interrupt.requested:  # Ctrl-C: the step finished and was saved; stop here
+                    bar.close()
+                    log.close()
+                    acc.print(
+                        f"\ninterrupted after step {done}: saved {saved}; continue with --resume auto"
+                    )
+                    raise KeyboardInterrupt
         bar.close()
         log.close()
 
@@ -369,6 +381,40 @@ class Trainer:
             )
             self.accelerator.print(f"saved the EMA model to {folder}")
         return folder
+
+
+class _StopRequest:
+    """Turns Ctrl-C (SIGINT) into a flag the loop checks after each completed step.
+
+    Only for single-process runs in the main thread: there the step in flight finishes, a
+    checkpoint is written and nothing is lost. Multi-process runs keep the default behaviour
+    (a collective save could deadlock if processes saw the signal at different steps).
+    """
+
+    def __init__(self, *, enabled: bool):
+        import threading
+
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopRequest:
+        if self.enabled:
+            import signal
+
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            import signal
+
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _due(done: int, every: int, last: int) -> bool:

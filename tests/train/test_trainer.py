@@ -1,8 +1,10 @@
 """End-to-end runs of the trainer on tiny toy2d recipes (one CPU thread each)."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -189,3 +191,32 @@ def test_cli_stop_and_resume_from_the_run_folder(tmp_path, capsys):
     assert "resuming" in out and "step 6/6" in out
     assert (tmp_path / "run/final/model.safetensors").is_file()
     assert [s for s, _ in metric(tmp_path / "run/log.csv", "train/loss")] == list(range(1, 7))
+
+
+def test_ctrl_c_saves_the_last_step_and_resume_finishes(tmp_path):
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe_file.write_text(tiny_recipe(tmp_path / "run", train={"steps": 100_000}).to_yaml())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowgen.cli", "train", str(recipe_file), "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    log = tmp_path / "run/log.csv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        log.is_file() and len(log.read_text().splitlines()) > 20
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    saved = sorted((tmp_path / "run/checkpoints").glob("step_*"))
+    assert len(saved) == 1 and "interrupted after step" in out
+    step = int(saved[0].name.split("_")[1])
+    logged = [s for s, _ in metric(log, "train/loss")]
+    assert logged[-1] == step  # the saved step is the last completed (and logged) one

@@ -41,7 +41,7 @@ _REGISTRY: dict[str, _Entry] = {}
 
 # Modules whose import registers model kinds; imported on first lookup of an unknown kind so that
 # loading a checkpoint never depends on what the caller happened to import. Later packages append.
-MODEL_MODULES: list[str] = ["flowgen.toy.model"]
+MODEL_MODULES: list[str] = ["flowgen.toy.model", "flowgen.vision.classifier"]
 
 
 def _lookup(kind: str) -> _Entry | None:

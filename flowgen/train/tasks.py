@@ -34,7 +34,7 @@ from flowgen.checkpoint import config_to_dict
 from flowgen.errors import ConfigError
 
 # Modules whose import registers tasks; later packages (audio, vision) append theirs.
-TASK_MODULES: list[str] = ["flowgen.train.toy2d"]
+TASK_MODULES: list[str] = ["flowgen.train.toy2d", "flowgen.train.vision_tasks"]
 
 Batch = dict[str, Any]  # name -> tensor (or list) with the batch as first dimension
 T = TypeVar("T", bound=type["Task"])

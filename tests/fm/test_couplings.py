@@ -312,11 +312,17 @@ def test_couple_sinkhorn_resamples_rows_and_labels_follow():
 
 
 def test_couple_sinkhorn_with_tiny_reg_gives_ot_pairs():
+    # At reg = 1e-3 the entropic plan keeps ~1-2 % of each row off the OT permutation, so pairs
+    # drawn from it are OT pairs with probability ~0.98: check the frequency over 50 draws.
     x_0, x_1 = _randn(8, 2, seed=35), _randn(8, 2, seed=36)
     perm = exact_ot_permutation(x_0, x_1)
-    out = couple(x_0, x_1, "sinkhorn", labels=torch.arange(8), sinkhorn_reg=1e-3)
-    rows_0 = [next(k for k in range(8) if torch.equal(r, x_0[k])) for r in out.x_0]
-    assert out.labels.tolist() == perm[rows_0].tolist()
+    hits = 0
+    for seed in range(50):
+        g = torch.Generator().manual_seed(seed)
+        out = couple(x_0, x_1, "sinkhorn", labels=torch.arange(8), sinkhorn_reg=1e-3, generator=g)
+        rows_0 = [next(k for k in range(8) if torch.equal(r, x_0[k])) for r in out.x_0]
+        hits += sum(int(a == b) for a, b in zip(out.labels.tolist(), perm[rows_0].tolist()))
+    assert hits / 400 > 0.95
 
 
 def test_couple_class_ot_keeps_labels():

@@ -1,0 +1,1 @@
+"""Images: datasets, a feature classifier and the FID / precision / recall metrics built on it."""

@@ -31,42 +31,10 @@ def test_conditional_checkpoint_with_guidance(tmp_path, capsys):
     ckpt = save_model(
         tmp_path / "cond", model, extra={"task_args": {"source": "8gaussians", "target": "moons"}}
     )
-    assert (
-        main(
-            [
-                "toy",
-                "sample",
-                "--checkpoint",
-                str(ckpt),
-                "--num",
-                "64",
-                "--cfg",
-                "2.0",
-                "--class",
-                "1",
-                "-o",
-                str(tmp_path / "c.png"),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    base = ["toy", "sample", "--checkpoint", str(ckpt), "-o", str(tmp_path / "c.png")]
+    assert main([*base, "--num", "64", "--cfg", "2.0", "--class", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["nfe"] == 16
-    assert (
-        main(
-            [
-                "toy",
-                "sample",
-                "--checkpoint",
-                str(ckpt),
-                "--class",
-                "5",
-                "-o",
-                str(tmp_path / "c.png"),
-            ]
-        )
-        == 2
-    )
+    assert main([*base, "--class", "5"]) == 2
     assert "--class must be in 0..1" in capsys.readouterr().err
 
 

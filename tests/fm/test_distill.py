@@ -110,15 +110,6 @@ def test_distillation_loss_is_zero_for_the_exact_secant_student():
     assert distillation_loss(lambda x, t: MU + (S - 1) * x, one) < 1e-8  # x_0 + u = mu + s x_0
 
 
-@pytest.fixture
-def one_thread():
-    """A tiny MLP trains several times faster on one thread than on contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(pairs: TeacherPairs, loss_fn, steps: int = 300, seed: int = 0) -> Student:
     torch.manual_seed(seed)
     model = Student()
@@ -141,7 +132,7 @@ def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("k", [1, 2])
-def test_distilled_student_beats_teacher_with_k_euler_steps(k, one_thread):
+def test_distilled_student_beats_teacher_with_k_euler_steps(k):
     grid = uniform_grid(k)
     pairs = generate_pairs(teacher, noise(4096, 4), time_grid=uniform_grid(16), student_grid=grid)
     student = _train(pairs, lambda m, p, g: distillation_loss(m, p))
@@ -168,7 +159,7 @@ def test_straightness_matches_closed_form_and_vanishes_for_the_rectified_flow():
     assert straightness(rectified, x_0, time_grid=grid).abs().max() < 1e-8
 
 
-def test_reflow_straightens_the_teacher(one_thread):
+def test_reflow_straightens_the_teacher():
     pairs = generate_pairs(teacher, noise(4096, 7), time_grid=uniform_grid(16))
     assert reflow_loss(rectified, pairs.x_0, pairs.x_1, torch.rand(4096)) < 1e-8
 

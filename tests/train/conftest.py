@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from flowgen.train.config import parse_recipe
 
@@ -37,16 +36,9 @@ def tiny_recipe(output_dir, *, train=None, model=None, task_args=None):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_accelerate_and_one_thread():
-    """Accelerate keeps process-wide singletons; reset them so each test picks its own settings.
-
-    One intra-op thread: these tiny models are fastest that way, and on a shared 2-core machine
-    OpenMP spinning with 2 threads can make them 40x slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _fresh_accelerate():
+    """Accelerate keeps process-wide singletons; reset them so each test picks its own settings."""
     yield
-    torch.set_num_threads(threads)
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)

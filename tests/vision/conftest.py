@@ -6,8 +6,6 @@ import gzip
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 REAL_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 REPO = Path(__file__).resolve().parents[2]
@@ -37,12 +35,3 @@ def write_fmnist(root: Path, split: str = "train", n: int = 12, seed: int = 0, g
         else:
             (root / name).write_bytes(data)
     return images, labels
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny models are fastest that way on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

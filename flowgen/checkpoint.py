@@ -122,6 +122,26 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path that replaces ``path`` only if the block finishes.
+
+    The temporary name is fresh (not ``mkstemp``, whose 0600 mode the renamed file would keep);
+    it is removed if the block fails.
+    """
+    import uuid
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     *,

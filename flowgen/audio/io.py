@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ import soundfile as sf
 import torch
 
 from flowgen.audio.loudness import normalize_loudness
+from flowgen.checkpoint import atomic_file
 from flowgen.errors import AudioError, InputError
 
 # suffix -> libsndfile major format; reading accepts anything libsndfile knows
@@ -214,20 +214,14 @@ def save_audio(
             f"{path}: peak {np.abs(data).max():.3f} exceeds full scale and {fmt}/{subtype} "
             "would clip it; scale the signal down or save as WAV with subtype='FLOAT'"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh sibling name (not mkstemp, whose 0600 mode the renamed file would keep)
-    tmp = str(path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp"))
     try:
-        sf.write(tmp, data.T, sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            sf.write(str(tmp), data.T, sample_rate, format=fmt, subtype=subtype)
     except sf.LibsndfileError as err:
         raise AudioError(
             f"{path}: libsndfile cannot write {fmt}/{subtype} at {sample_rate} Hz with "
             f"{data.shape[0]} channel(s) ({_reason(err)})"
         ) from err
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

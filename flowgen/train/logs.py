@@ -9,8 +9,9 @@ resumed run ends with the same log as an uninterrupted one. Only the main proces
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
+
+from flowgen.checkpoint import atomic_file
 
 LOG_NAME = "log.csv"
 HEADER = ("step", "name", "value")
@@ -37,12 +38,10 @@ class RunLog:
                     f"{self.path} is corrupted ({err}); delete it to resume"
                 ) from err
         rows = [r for r in rows if r[0] <= (resume_step or 0)]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_file(self.path) as tmp, open(tmp, "w", newline="") as fh:
             out = csv.writer(fh)
             out.writerow(HEADER)
             out.writerows((s, n, repr(v)) for s, n, v in rows)
-        os.replace(tmp, self.path)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
